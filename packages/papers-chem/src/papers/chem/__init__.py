@@ -1,0 +1,1 @@
+"""papers-chem: see the package README for the papers it implements."""

@@ -1,0 +1,108 @@
+"""Atomic writes, safe checkpoint loading and random-state round trips."""
+
+import json
+import os
+import pathlib
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from papers.core.io import (
+    CheckpointError,
+    atomic_write_bytes,
+    atomic_write_json,
+    load_checkpoint,
+    save_checkpoint,
+)
+from papers.core.seeding import rng_state, seed_everything, set_rng_state
+
+
+class TouchOnUnpickle:
+    """Unpickling this object creates ``path``: proof that a loader ran pickled code."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.path),)
+
+
+def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
+    target = tmp_path / "result.json"
+    atomic_write_json(target, {"loss": 1.0})
+    before = target.read_bytes()
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(target, b"new content")
+    monkeypatch.undo()
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, "not bytes")
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]  # no temporary files left
+
+
+def test_json_writes_non_finite_floats_as_strings(tmp_path):
+    path = atomic_write_json(
+        tmp_path / "m.json", {"a": float("nan"), "b": [float("inf")], "c": torch.tensor(2.0)}
+    )
+    assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(c)) == {
+        "a": "nan",
+        "b": ["inf"],
+        "c": 2.0,
+    }
+
+
+def test_checkpoint_round_trip(tmp_path):
+    state = {"w": torch.arange(6.0).reshape(2, 3), "step": 7, "name": "run", "hist": [1.5, float("inf")]}
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "c.pt", state))
+    assert (
+        torch.equal(loaded["w"], state["w"]) and loaded["step"] == 7 and loaded["hist"] == [1.5, float("inf")]
+    )
+
+
+def test_load_refuses_pickled_objects_without_running_them(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"weights": torch.zeros(2), "payload": TouchOnUnpickle(marker)}, path)
+    with pytest.raises(CheckpointError, match="cannot load checkpoint"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_truncated_or_missing_checkpoint_is_a_checkpoint_error(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", {"w": torch.randn(100)})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cannot load checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def draws():
+    return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+
+def test_rng_state_survives_a_checkpoint(tmp_path):
+    seed_everything(3)
+    draws()
+    save_checkpoint(tmp_path / "rng.pt", {"rng": rng_state()})
+    expected = draws()
+    seed_everything(99)
+    set_rng_state(load_checkpoint(tmp_path / "rng.pt")["rng"])
+    assert draws() == expected
+
+
+def test_seed_everything_repeats_and_validates():
+    seed_everything(5)
+    first = draws()
+    seed_everything(5)
+    assert draws() == first
+    with pytest.raises(ValueError, match="non-negative integer"):
+        seed_everything(-1)

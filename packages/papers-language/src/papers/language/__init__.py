@@ -1,0 +1,1 @@
+"""papers-language: see the package README for the papers it implements."""

@@ -1,0 +1,1 @@
+"""papers-rl: see the package README for the papers it implements."""

@@ -1,0 +1,1 @@
+"""papers-theory: see the package README for the papers it implements."""

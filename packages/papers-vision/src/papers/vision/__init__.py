@@ -1,0 +1,1 @@
+"""papers-vision: see the package README for the papers it implements."""
