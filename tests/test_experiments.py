@@ -31,10 +31,10 @@ def test_metadata_is_complete(experiment_id):
     assert experiment.catalog_ids and all(CATALOG_ID.match(i) for i in experiment.catalog_ids)
     for preset in experiment.presets:
         experiment.make_config(preset)  # every preset builds a valid config
-    folder = Path(sys.modules[experiment.run.__module__].__file__).parent
-    readme = (folder / "README.md").read_text()
+    package = sys.modules[experiment.package]
+    readme = (Path(package.__file__).parent / "README.md").read_text()
     assert "<!-- results:start -->" in readme and "<!-- results:end -->" in readme
-    doc = sys.modules[experiment.run.__module__.rsplit(".", 1)[0]].__doc__ or ""
+    doc = package.__doc__ or ""
     assert all(i in doc for i in experiment.catalog_ids), "the package docstring cites its catalogue ids"
 
 
@@ -51,6 +51,18 @@ def test_ledger_entry_matches_the_default_config(experiment_id):
     assert record["checks"], "a recorded result has claim checks"
     for figure in record["figures"]:
         assert (ROOT / figure).is_file(), figure
+
+
+def test_listing_imports_no_experiment_module():
+    """`papers list` reads each paper package's declaration; torch and the experiments stay unimported."""
+    code = (
+        "import sys; from papers.core.cli import main; main(['list']); "
+        "heavy = sorted(m for m in sys.modules if m == 'torch' or "
+        "(m.endswith('.experiment') and m != 'papers.core.experiment')); "
+        "print('HEAVY', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out, out[-500:]
 
 
 def test_cli_entry_point_lists_installed_domains():

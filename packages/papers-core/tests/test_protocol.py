@@ -61,11 +61,36 @@ def test_experiment_definition_is_validated():
 
     paper = Paper("T", "A", 2020)
     with pytest.raises(ValueError, match="presets"):
-        Experiment("x", paper, "c", Config, run, presets={"default": {}})
+        Experiment("x", paper, "c", config=Config, run=run, presets={"default": {}})
     with pytest.raises(PapersError, match="unknown config key 'm'"):
-        Experiment("x", paper, "c", Config, run, presets={"smoke": {"m": 1}, "default": {}})
-    experiment = Experiment("x", paper, "c", Config, run, presets={"smoke": {}, "default": {}})
+        Experiment("x", paper, "c", config=Config, run=run, presets={"smoke": {"m": 1}, "default": {}})
+    with pytest.raises(TypeError, match="module="):
+        Experiment("x", paper, "c", config=Config, run=run)
+    experiment = Experiment("x", paper, "c", config=Config, run=run, presets={"smoke": {}, "default": {}})
     assert experiment.papers == (paper,)
+
+
+def test_declared_experiment_loads_its_module_on_first_use(monkeypatch):
+    """A declaration names its module; Config, PRESETS and run are imported only when needed."""
+    import sys
+    import types
+
+    module = types.ModuleType("papers.toydomain.toypaper.experiment")
+
+    @dataclass
+    class Config:
+        n: int = 1
+
+    module.Config, module.PRESETS = Config, {"smoke": {"n": 2}, "default": {}}
+    module.run = lambda config, ctx: Result(metrics={"n": config.n})
+    experiment = Experiment("toy", Paper("T", "A", 2020), "c", module=module.__name__)
+    assert experiment.domain == "toydomain" and experiment.package == "papers.toydomain.toypaper"
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    assert experiment.make_config("smoke").n == 2 and experiment.run is module.run
+    broken = types.ModuleType("papers.toydomain.broken.experiment")
+    monkeypatch.setitem(sys.modules, broken.__name__, broken)
+    with pytest.raises(PapersError, match="defines no Config"):
+        Experiment("broken", Paper("T", "A", 2020), "c", module=broken.__name__).make_config()
 
 
 def test_check_compares_and_never_passes_on_nan():

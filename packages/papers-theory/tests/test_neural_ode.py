@@ -368,7 +368,7 @@ def _untimed(value):
 
 def test_smoke_run_is_deterministic_and_resumable(run_smoke, keep_threads):
     from papers.core.runner import resume_run
-    from papers.theory.neural_ode.experiment import EXPERIMENT
+    from papers.theory.neural_ode import EXPERIMENT
 
     result, run_dir = run_smoke(EXPERIMENT)
     again, _ = run_smoke(EXPERIMENT)

@@ -8,6 +8,7 @@ from torch import nn
 from papers.core.errors import PapersError
 from papers.core.runner import RunContext, run_experiment
 from papers.theory.velocity_learning import (
+    EXPERIMENT,
     PARAMETRISATIONS,
     SYSTEMS,
     DeepMLP,
@@ -18,7 +19,7 @@ from papers.theory.velocity_learning import (
     simulate,
     spirals,
 )
-from papers.theory.velocity_learning.experiment import EXPERIMENT, Config, depth_sweep, dynamics
+from papers.theory.velocity_learning.experiment import Config, depth_sweep, dynamics
 
 
 @pytest.fixture

@@ -6,30 +6,26 @@ writes, metric logs, progress bars, plots and DDP helpers. Names are imported on
 ``import papers.core`` stays cheap.
 """
 
-from importlib import import_module
+from .lazy import lazy_exports
 
-_EXPORTS = {
-    "Paper": "experiment",
-    "Experiment": "experiment",
-    "Check": "experiment",
-    "Result": "experiment",
-    "PapersError": "errors",
-    "RunContext": "runner",
-    "run_experiment": "runner",
-    "select_device": "device",
-    "seed_everything": "seeding",
-    "save_checkpoint": "io",
-    "load_checkpoint": "io",
-    "Trainer": "trainer",
-    "EarlyStopping": "trainer",
-    "MetricLogger": "metrics",
-    "ProgressBar": "progress",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(f"papers.core.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'papers.core' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(
+    "papers.core",
+    {
+        "Paper": "experiment",
+        "Experiment": "experiment",
+        "Check": "experiment",
+        "Result": "experiment",
+        "PapersError": "errors",
+        "RunContext": "runner",
+        "run_experiment": "runner",
+        "select_device": "device",
+        "seed_everything": "seeding",
+        "save_checkpoint": "io",
+        "load_checkpoint": "io",
+        "Trainer": "trainer",
+        "EarlyStopping": "trainer",
+        "MetricLogger": "metrics",
+        "ProgressBar": "progress",
+        "lazy_exports": "lazy",
+    },
+)

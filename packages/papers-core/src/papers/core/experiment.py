@@ -17,6 +17,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any
 
 from .errors import PapersError
@@ -129,19 +130,47 @@ class Result:
 
 @dataclass
 class Experiment:
-    """A reproduction: which papers, which claim, how to configure it and how to run it."""
+    """A reproduction: which papers, which claim, how to configure it and how to run it.
+
+    A paper package declares it in its ``__init__.py`` with ``module`` naming the module that holds
+    ``Config`` (a dataclass), ``PRESETS`` and ``run(config, ctx) -> Result``; that module (and so
+    torch) is imported only when the config or the run is first needed, so listing stays fast.
+    ``config``, ``run`` and ``presets`` may instead be given directly.
+    """
 
     id: str
     papers: tuple[Paper, ...]
     claim: str
-    config: type
-    run: Callable[[Any, Any], Result]
-    presets: dict[str, dict[str, Any]]
+    module: str = ""
     summary: str = ""
+    config: type | None = None
+    run: Callable[[Any, Any], Result] | None = None
+    presets: dict[str, dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.papers, Paper):
             self.papers = (self.papers,)
+        if not self.module and None in (self.config, self.run, self.presets):
+            raise TypeError(f"{self.id}: give module=, or config=, run= and presets=")
+        if not self.module:
+            self._validate()
+
+    def __getattribute__(self, name: str) -> Any:
+        get = object.__getattribute__
+        if name in ("config", "run", "presets") and get(self, name) is None and get(self, "module"):
+            self._load()
+        return object.__getattribute__(self, name)
+
+    def _load(self) -> None:
+        """Import ``module`` and take its ``Config``, ``PRESETS`` and ``run``."""
+        module = import_module(self.module)
+        for attribute, name in (("config", "Config"), ("presets", "PRESETS"), ("run", "run")):
+            if not hasattr(module, name):
+                raise PapersError(f"{self.id}: {self.module} defines no {name}")
+            object.__setattr__(self, attribute, getattr(module, name))
+        self._validate()
+
+    def _validate(self) -> None:
         if not dataclasses.is_dataclass(self.config):
             raise TypeError(f"{self.id}: config must be a dataclass type")
         missing = {"smoke", "default"} - set(self.presets)
@@ -158,8 +187,13 @@ class Experiment:
 
     @property
     def domain(self) -> str:
-        parts = self.run.__module__.split(".")
+        parts = (self.module or self.run.__module__).split(".")
         return parts[1] if len(parts) > 1 and parts[0] == "papers" else "?"
+
+    @property
+    def package(self) -> str:
+        """The paper's package (``papers.theory.neural_ode``): its folder holds the README."""
+        return (self.module or self.run.__module__).rsplit(".", 1)[0]
 
     def make_config(self, preset: str = "default", overrides: dict[str, str] | None = None) -> Any:
         """The config of ``preset`` with ``key=value`` string overrides parsed by field type."""

@@ -9,6 +9,7 @@ results section of each installed paper's README between the ``<!-- results:star
 from __future__ import annotations
 
 import shutil
+from importlib import import_module
 from pathlib import Path
 
 from .errors import PapersError
@@ -140,8 +141,8 @@ def write_report(
     for r in records:
         if r["id"] not in known:
             continue
-        module = __import__(get_experiment(r["id"]).run.__module__, fromlist=["_"])
-        readme = Path(module.__file__).parent / "README.md"
+        package = import_module(get_experiment(r["id"]).package)
+        readme = Path(package.__file__).parent / "README.md"
         if readme.is_file() and readme.resolve().is_relative_to(repo_root):
             update_readme(readme, r, repo_root)
     return out, len(records)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from papers.core import Check, Experiment, Paper, Result
 from papers.core.errors import PapersError
+from papers.core.experiment import Check, Result
 from papers.core.io import load_checkpoint, save_checkpoint
 
 from .model import ODENet, ResNet
@@ -76,6 +76,15 @@ class Config:
             raise ValueError(f"grad_tols needs at least two positive tolerances, got {self.grad_tols}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
+
+
+PRESETS = {
+    "smoke": {"n_train": 300, "n_test": 300, "steps": 15, "batch_size": 64, "width": 8, "hidden": 16,
+              "sweep_tols": (1e-1, 1e-3, 1e-5), "memory_steps": (2, 8), "memory_batch": 32,
+              "grad_tols": (1e-3, 1e-5)},
+    "default": {},
+    "full": {"n_train": 10000, "n_test": 10000, "steps": 3000, "width": 32, "hidden": 128},
+}
 
 
 def spirals(n: int, n_classes: int, turns: float, noise: float,
@@ -402,33 +411,3 @@ def _smooth(values: list[float], window: int = 20) -> list[float]:
         out.append(total / min(i + 1, window))
     return out
 
-
-EXPERIMENT = Experiment(
-    id="neural-ode",
-    papers=Paper(
-        "Neural Ordinary Differential Equations",
-        "Ricky T. Q. Chen, Yulia Rubanova, Jesse Bettencourt, David Duvenaud",
-        2018,
-        venue="NeurIPS",
-        arxiv="1806.07366",
-        catalog_ids=("004:27:1",),
-    ),
-    claim=(
-        "An ODE-Net matches a ResNet's accuracy with fewer parameters; its solver tolerance trades NFE for "
-        "accuracy at test time, its NFE grows during training, and adjoint gradients take memory constant "
-        "in the number of solver steps."
-    ),
-    config=Config,
-    run=run,
-    presets={
-        "smoke": {"n_train": 300, "n_test": 300, "steps": 15, "batch_size": 64, "width": 8, "hidden": 16,
-                  "sweep_tols": (1e-1, 1e-3, 1e-5), "memory_steps": (2, 8), "memory_batch": 32,
-                  "grad_tols": (1e-3, 1e-5)},
-        "default": {},
-        "full": {"n_train": 10000, "n_test": 10000, "steps": 3000, "width": 32, "hidden": 128},
-    },
-    summary=(
-        "Spirals classification: encoder → one ODE block (dopri5, adjoint) → head vs the same with a "
-        "6-block ResNet; tolerance sweep, NFE during training, adjoint vs backprop memory and gradients."
-    ),
-)

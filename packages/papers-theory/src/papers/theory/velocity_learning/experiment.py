@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from papers.core.experiment import Check, Experiment, Paper, Result
+from papers.core.experiment import Check, Result
 from papers.theory.neural_ode import odeint
 
 from .data import SYSTEMS, simulate, spirals
@@ -679,30 +679,3 @@ def run(config: Config, ctx) -> Result:
     for task, summary in summaries.items():
         checks += euler_checks(summary, task)
     return Result(metrics=metrics, checks=checks, notes=notes(depth, summaries))
-
-
-EXPERIMENT = Experiment(
-    id="velocity-learning",
-    papers=(
-        Paper("Geometric Deep Learning: Grids, Groups, Graphs, Geodesics, and Gauges",
-              "Michael M. Bronstein, Joan Bruna, Taco Cohen, Petar Veličković", 2021, arxiv="2104.13478",
-              catalog_ids=("000:7:1",)),
-        Paper("Deep Residual Learning for Image Recognition",
-              "Kaiming He, Xiangyu Zhang, Shaoqing Ren, Jian Sun", 2016, venue="CVPR", arxiv="1512.03385",
-              catalog_ids=("000:7:2", "004:23:1")),
-        Paper("A Proposal on Machine Learning via Dynamical Systems", "Weinan E", 2017,
-              venue="Communications in Mathematics and Statistics", doi="10.1007/s40304-017-0103-z",
-              catalog_ids=("004:25:1",)),
-        Paper("Stable Architectures for Deep Neural Networks", "Eldad Haber, Lars Ruthotto", 2017,
-              venue="Inverse Problems 34 (2018)", arxiv="1705.03341"),
-    ),
-    claim="Residual blocks model a velocity, not a position: deep residual nets train where plain ones "
-          "degrade, increment and derivative models learn dynamics better than next-state models (most at "
-          "small Δt), and a weight-tied residual net is a forward-Euler ODE solver that converges at O(1/N).",
-    config=Config,
-    run=run,
-    presets=PRESETS,
-    summary="Three parts: (a) plain vs residual depth sweep, (b) next state vs increment vs derivative "
-            "on pendulum / Van der Pol / Lotka–Volterra, (c) tied vs untied ResNets refined towards the "
-            "ODE limit on a regression and a classification task.",
-)
