@@ -2,8 +2,10 @@
 
 - one torch thread per test process (small models train faster so on 2 cores, and xdist workers
   do not fight over cores) and no progress bars;
+- torch's thread count restored after every test (experiments set their own);
 - ``run_smoke``: run an experiment's ``smoke`` preset into a temporary folder and check that the
-  run folder and the result are complete.
+  run folder and the result are complete;
+- ``untimed(metrics)``: metrics without wall times (``*time_s`` keys), to compare two runs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,24 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def untimed(value):
+    """``value`` without the entries whose key ends in ``time_s``, recursively."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if not k.endswith("time_s")}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
 
 
 @pytest.fixture

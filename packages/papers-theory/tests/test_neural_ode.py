@@ -7,6 +7,7 @@ from itertools import pairwise
 
 import pytest
 import torch
+from papers_testing import untimed
 from torch import nn
 
 from papers.theory.neural_ode import (
@@ -320,13 +321,6 @@ def test_odeblock_backprop_and_adjoint_agree():
 # ---------- the experiment ----------
 
 
-@pytest.fixture
-def keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_saved_tensor_meter_counts_distinct_storages_while_held():
     from papers.theory.neural_ode.experiment import SavedTensorMeter
 
@@ -357,23 +351,14 @@ def test_config_validation(key, value):
         Config(**{key: value}).validate()
 
 
-def _untimed(value):
-    """Metrics without wall times (which differ from run to run)."""
-    if isinstance(value, dict):
-        return {k: _untimed(v) for k, v in value.items() if not k.endswith("time_s")}
-    if isinstance(value, list):
-        return [_untimed(v) for v in value]
-    return value
-
-
-def test_smoke_run_is_deterministic_and_resumable(run_smoke, keep_threads):
+def test_smoke_run_is_deterministic_and_resumable(run_smoke):
     from papers.core.runner import resume_run
     from papers.theory.neural_ode import EXPERIMENT
 
     result, run_dir = run_smoke(EXPERIMENT)
     again, _ = run_smoke(EXPERIMENT)
     metrics = result.metrics
-    assert _untimed(metrics) == _untimed(again.metrics)
+    assert untimed(metrics) == untimed(again.metrics)
     assert metrics["odenet_params"] < metrics["resnet_params"]
     assert metrics["adjoint_memory_growth_ratio"] == 1.0 < metrics["backprop_memory_growth_ratio"]
     assert len(result.checks) == 8 and all(math.isfinite(c.measured) for c in result.checks)
@@ -382,5 +367,5 @@ def test_smoke_run_is_deterministic_and_resumable(run_smoke, keep_threads):
     assert stages == {"train_odenet", "train_resnet", "tolerance_sweep", "memory_and_gradients"}
     (run_dir / "stages" / "memory_and_gradients.json").unlink()  # as if killed during the last stage
     resumed, _ = resume_run(run_dir, progress=False)
-    assert _untimed(resumed.metrics) == _untimed(metrics)
+    assert untimed(resumed.metrics) == untimed(metrics)
     assert resumed.metrics["odenet_train_time_s"] == metrics["odenet_train_time_s"]  # training was reused

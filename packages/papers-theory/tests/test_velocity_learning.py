@@ -22,13 +22,6 @@ from papers.theory.velocity_learning import (
 from papers.theory.velocity_learning.experiment import Config, depth_sweep, dynamics
 
 
-@pytest.fixture
-def keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(**overrides) -> Config:
     return dataclasses.replace(EXPERIMENT.make_config("smoke"), **overrides)
 
@@ -181,7 +174,7 @@ def test_each_target_is_standardised_by_its_own_statistics():
 # --- the experiment ------------------------------------------------------------------------------------
 
 
-def test_parts_are_deterministic_given_the_seed(tmp_path, keep_threads):
+def test_parts_are_deterministic_given_the_seed(tmp_path):
     config = tiny_config(depths=(3, 5), learning_rates=(1e-3,), systems=("pendulum",),
                          sampling_steps=(0.1, 0.2))
 
@@ -226,7 +219,7 @@ def test_bad_overrides_give_clear_errors():
         EXPERIMENT.make_config("huge")
 
 
-def test_smoke_run(tmp_path, keep_threads):
+def test_smoke_run(tmp_path):
     result, run_dir = run_experiment(EXPERIMENT, preset="smoke", out=tmp_path, progress=False)
     config = EXPERIMENT.make_config("smoke")
     for d in config.depths:

@@ -22,27 +22,25 @@ def _console():
 
 
 def cmd_list(args) -> None:
-    from rich.table import Table
+    """One line per experiment: id, domain, paper; ``papers show ID`` has the claim and the config."""
+    import shutil
 
     from .registry import experiment_domain, experiment_ids, get_experiment, installed_domains
 
     domains = installed_domains()
-    console = _console()
-    console.print(f"installed domains: {', '.join(domains) if domains else 'none'}")
-    table = Table("id", "domain", "paper", "claim", show_lines=False)
-    for experiment_id in experiment_ids():
-        if args.domain and experiment_domain(experiment_id) != args.domain:
-            continue
+    print(f"installed domains: {', '.join(domains) if domains else 'none'}")
+    ids = [i for i in experiment_ids() if not args.domain or experiment_domain(i) == args.domain]
+    width = shutil.get_terminal_size().columns
+    id_width = max(map(len, ids), default=2)
+    print(f"{'id':<{id_width}}  {'domain':<8}  paper")
+    for experiment_id in ids:
         try:
             exp = get_experiment(experiment_id)
+            about = f"{exp.papers[0].title} ({exp.papers[0].year})"
         except Exception as exc:  # a broken package must not hide the others
-            table.add_row(
-                experiment_id, experiment_domain(experiment_id), "-", f"[red]cannot load: {exc}[/red]"
-            )
-            continue
-        paper = exp.papers[0]
-        table.add_row(exp.id, exp.domain, f"{paper.title} ({paper.year})", exp.claim)
-    console.print(table)
+            about = f"cannot load: {exc}"
+        line = f"{experiment_id:<{id_width}}  {experiment_domain(experiment_id):<8}  {about}"
+        print(line if len(line) <= width else line[: max(width - 1, id_width)] + "…")
 
 
 def cmd_show(args) -> None:

@@ -57,3 +57,12 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def moving_average(values: Sequence[float], window: int = 20) -> list[float]:
+    """Trailing mean over the last ``window`` values (fewer at the start), for noisy training curves."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out

@@ -363,14 +363,15 @@ def run(config: Config, ctx) -> Result:
 
 
 def figures(config: Config, ctx, ode: dict, res: dict, rows: list[dict], mem: dict) -> None:
-    from papers.core.plots import figure, plot_lines
+    from papers.core.plots import figure, moving_average, plot_lines
 
     fig, (ax_loss, ax_nfe) = figure(ncols=2)
     steps = list(range(len(ode["history"]["loss"])))
-    losses = {"ODE-Net": _smooth(ode["history"]["loss"]), "ResNet": _smooth(res["history"]["loss"])}
+    losses = {"ODE-Net": moving_average(ode["history"]["loss"]),
+              "ResNet": moving_average(res["history"]["loss"])}
     plot_lines(ax_loss, steps, losses, xlabel="training step", ylabel="loss (smoothed)", logy=True, marker="")
-    nfes = {"forward": _smooth(ode["history"]["nfe_forward"]),
-            "backward (adjoint)": _smooth(ode["history"]["nfe_backward"])}
+    nfes = {"forward": moving_average(ode["history"]["nfe_forward"]),
+            "backward (adjoint)": moving_average(ode["history"]["nfe_backward"])}
     plot_lines(ax_nfe, steps, nfes, xlabel="training step", ylabel="NFE per step (smoothed)",
                title="NFE during training", marker="")
     ctx.save_figure(fig, "training")
@@ -403,11 +404,4 @@ def figures(config: Config, ctx, ode: dict, res: dict, rows: list[dict], mem: di
                ylabel="relative gradient difference", logx=True, logy=True)
     ctx.save_figure(fig, "memory")
 
-
-def _smooth(values: list[float], window: int = 20) -> list[float]:
-    out, total = [], 0.0
-    for i, v in enumerate(values):
-        total += v - (values[i - window] if i >= window else 0.0)
-        out.append(total / min(i + 1, window))
-    return out
 
