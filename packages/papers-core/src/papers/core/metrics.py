@@ -49,7 +49,10 @@ class MetricLogger:
         self._append(self.jsonl_path, json.dumps(row, allow_nan=False) + "\n")
         rows.append(_restore_floats(row))
         new_columns = [key for key in row if key not in self._columns]
-        if new_columns:
+        if new_columns and len(rows) == 1 and not self.csv_path.exists():
+            self._columns += new_columns  # a new file: nothing to replace, so no atomic rewrite (fsync)
+            self._append(self.csv_path, _csv_text(rows, self._columns, header=True))
+        elif new_columns:
             self._columns += new_columns
             self._write_csv()
         else:
