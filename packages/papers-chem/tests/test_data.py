@@ -12,6 +12,7 @@ import warnings
 import pytest
 import torch
 
+import papers.core.download as core_download
 from papers.chem.data import moleculenet
 from papers.chem.data.bundled import load_chembl_pic50, load_nci_properties, molecular_properties, nci_smiles
 from papers.chem.data.dataset import MoleculeDataset
@@ -245,7 +246,7 @@ def serve(monkeypatch, content: bytes) -> list[str]:
         asked.append(url)
         return content
 
-    monkeypatch.setattr(moleculenet, "_fetch", fetch)
+    monkeypatch.setattr(core_download, "fetch", fetch)
     return asked
 
 
@@ -304,7 +305,7 @@ def test_moleculenet_errors_are_clear(monkeypatch, tmp_path):
     def offline(url):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(moleculenet, "_fetch", offline)
+    monkeypatch.setattr(core_download, "fetch", offline)
     with pytest.raises(PapersError, match="cannot download bbbp"):
         moleculenet.download_moleculenet("bbbp", root=tmp_path)
     (tmp_path / "BBBP.csv").write_text("num,name,smiles\n1,x,CCO\n")

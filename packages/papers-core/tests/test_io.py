@@ -118,3 +118,33 @@ def test_atomic_write_gives_the_permissions_of_a_plain_write(tmp_path):
     atomic_write_text(tmp_path / "atomic.txt", "x")
     mode = lambda name: stat.S_IMODE(os.stat(tmp_path / name).st_mode)  # noqa: E731
     assert mode("atomic.txt") == mode("plain.txt")
+
+
+def test_download_keeps_only_verified_files(tmp_path, monkeypatch, capsys):
+    import hashlib
+    import urllib.error
+
+    import pytest
+
+    from papers.core import download as dl
+    from papers.core.errors import PapersError
+
+    monkeypatch.setattr(dl, "fetch", lambda url: b"data")
+    target = tmp_path / "cache" / "file.csv"
+    with pytest.raises(PapersError, match="expected 00"):
+        dl.download("set", "https://example.org/file.csv", target, sha256="00")
+    assert not target.exists()
+    assert dl.download("set", "https://example.org/file.csv", target).read_bytes() == b"data"
+    digest = hashlib.sha256(b"data").hexdigest()
+    assert digest in capsys.readouterr().err and dl.file_sha256(target) == digest
+    with pytest.raises(PapersError, match="delete it"):
+        dl.download("set", "https://example.org/file.csv", target, sha256="00")
+
+    def offline(url):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(dl, "fetch", offline)
+    with pytest.raises(PapersError, match="put the file at"):
+        dl.download("set", "https://example.org/other.csv", tmp_path / "other.csv")
+    monkeypatch.setenv("PAPERS_DATA", str(tmp_path))
+    assert dl.data_dir("chem") == tmp_path / "chem"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import subprocess
 import sys
+import urllib.error
 import zipfile
 
 import pytest
 import torch
 
+import papers.core.download as core_download
 from papers.core.errors import PapersError
 from papers.language import data
 from papers.language.data import downloads
@@ -116,7 +119,7 @@ def _wikitext_zip() -> bytes:
 
 def _serve(monkeypatch, content: bytes) -> list[str]:
     fetched = []
-    monkeypatch.setattr(downloads, "_fetch", lambda url: fetched.append(url) or content)
+    monkeypatch.setattr(core_download, "fetch", lambda url: fetched.append(url) or content)
     return fetched
 
 
@@ -126,9 +129,9 @@ def test_download_prints_the_hash_then_uses_the_cache(monkeypatch, tmp_path, cap
     monkeypatch.setenv("PAPERS_DATA", str(tmp_path))
     split = downloads.load_wikitext("wikitext-2")
     assert split.valid == {"wiki.valid.raw": " = valid = \n words of valid \n"}
-    assert downloads.hashlib.sha256(content).hexdigest() in capsys.readouterr().err
+    assert hashlib.sha256(content).hexdigest() in capsys.readouterr().err
     assert (tmp_path / "language" / "wikitext-2-raw-v1.zip").read_bytes() == content
-    digest = downloads.hashlib.sha256(content).hexdigest()
+    digest = hashlib.sha256(content).hexdigest()
     assert downloads.load_wikitext("wikitext-2", sha256=digest) == split
     assert len(fetched) == 1
 
@@ -148,9 +151,9 @@ def test_checksum_mismatch_saves_nothing(monkeypatch, tmp_path):
 
 def test_unreachable_download_says_where_to_put_the_file(monkeypatch, tmp_path):
     def offline(url):
-        raise downloads.urllib.error.URLError("no network")
+        raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(downloads, "_fetch", offline)
+    monkeypatch.setattr(core_download, "fetch", offline)
     with pytest.raises(PapersError, match="put the file at"):
         downloads.download("wikitext-103", root=tmp_path)
 

@@ -23,9 +23,10 @@ import math
 import os
 from pathlib import Path
 
+from papers.core.download import file_sha256
 from papers.core.errors import PapersError
 
-from .dataset import MoleculeDataset, cached_dataset, file_sha256
+from .dataset import MoleculeDataset, cached_dataset
 from .featurize import InvalidMoleculeError, parse_smiles, valid_smiles
 
 NCI_PROPERTIES = ("logp", "qed", "tpsa", "mol_wt")

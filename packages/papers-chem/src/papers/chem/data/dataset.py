@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from papers.core.download import data_dir as core_data_dir
 from papers.core.io import CheckpointError, load_checkpoint, save_checkpoint
 
 from .featurize import MoleculeReport, SkippedMolecule, SkippedMoleculesWarning, featurize_smiles
@@ -32,21 +33,8 @@ _GRAPH_KEYS = ("y", "y_mask")
 
 
 def data_dir() -> Path:
-    """Where downloads and cached graphs live: ``$PAPERS_DATA/chem``, else ``~/.cache/papers/chem``
-    (``$XDG_CACHE_HOME/papers/chem`` when that is set)."""
-    if os.environ.get("PAPERS_DATA"):
-        return Path(os.environ["PAPERS_DATA"]).expanduser() / "chem"
-    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache_home) / "papers" / "chem"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Where downloads and cached graphs live: ``$PAPERS_DATA/chem``, else ``~/.cache/papers/chem``."""
+    return core_data_dir("chem")
 
 
 class MoleculeDataset(torch.utils.data.Dataset):

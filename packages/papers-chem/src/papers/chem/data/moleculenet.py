@@ -21,20 +21,16 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import io
 import math
 import os
-import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from papers.core.download import download, file_sha256
 from papers.core.errors import PapersError
-from papers.core.io import atomic_write_bytes
 
-from .dataset import MoleculeDataset, cached_dataset, data_dir, file_sha256
+from .dataset import MoleculeDataset, cached_dataset, data_dir
 
 _DEEPCHEM = "https://deepchemdata.s3-us-west-1.amazonaws.com/datasets/"
 
@@ -87,12 +83,6 @@ def _spec(name: str) -> MoleculeNetSpec:
     return MOLECULENET[name]
 
 
-def _fetch(url: str) -> bytes:
-    """The bytes at ``url``."""
-    with urllib.request.urlopen(url, timeout=120) as response:
-        return response.read()
-
-
 def download_moleculenet(
     name: str, *, sha256: str | None = None, root: str | os.PathLike | None = None
 ) -> Path:
@@ -102,26 +92,8 @@ def download_moleculenet(
     and leaves the cache as it was. ``root`` defaults to ``data_dir() / "moleculenet"``.
     """
     spec = _spec(name)
-    expected = sha256 or spec.sha256
-    path = Path(root) if root is not None else data_dir() / "moleculenet"
-    path = path / spec.filename
-    if path.is_file():
-        if expected and file_sha256(path) != expected:
-            raise PapersError(f"{path} does not have the SHA-256 {expected}: delete it to download it again")
-        return path
-    try:
-        content = _fetch(spec.url)
-    except (urllib.error.URLError, OSError) as error:
-        raise PapersError(
-            f"cannot download {name} from {spec.url} ({error}); without internet, put the file at {path}"
-        ) from error
-    digest = hashlib.sha256(content).hexdigest()
-    if expected and digest != expected:
-        raise PapersError(f"download of {spec.url} has SHA-256 {digest}, expected {expected}: not saved")
-    atomic_write_bytes(path, content)
-    if not expected:
-        print(f"downloaded {name} to {path}, SHA-256 {digest} (pass sha256= to verify)", file=sys.stderr)
-    return path
+    folder = Path(root) if root is not None else data_dir() / "moleculenet"
+    return download(name, spec.url, folder / spec.filename, sha256 or spec.sha256)
 
 
 def read_csv_columns(

@@ -13,19 +13,16 @@ passed as ``sha256=`` (or put in the spec) so later downloads and the cached cop
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import sys
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from papers.core.download import data_dir as core_data_dir
+from papers.core.download import download as verified_download
 from papers.core.errors import PapersError
-from papers.core.io import atomic_write_bytes
 
 from .corpora import TextSplit, split_text
 
@@ -57,22 +54,8 @@ DOWNLOADS = {
 
 
 def data_dir() -> Path:
-    """Where downloads live: ``$PAPERS_DATA/language``, else ``~/.cache/papers/language``
-    (``$XDG_CACHE_HOME/papers/language`` when that is set)."""
-    if os.environ.get("PAPERS_DATA"):
-        return Path(os.environ["PAPERS_DATA"]).expanduser() / "language"
-    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache_home) / "papers" / "language"
-
-
-def _fetch(url: str) -> bytes:
-    """The bytes at ``url``."""
-    with urllib.request.urlopen(url, timeout=300) as response:
-        return response.read()
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    """Where downloads live: ``$PAPERS_DATA/language``, else ``~/.cache/papers/language``."""
+    return core_data_dir("language")
 
 
 def download(name: str, *, sha256: str | None = None, root: str | os.PathLike | None = None) -> Path:
@@ -84,25 +67,8 @@ def download(name: str, *, sha256: str | None = None, root: str | os.PathLike | 
     if name not in DOWNLOADS:
         raise ValueError(f"unknown corpus {name!r}; choose from {', '.join(DOWNLOADS)}")
     spec = DOWNLOADS[name]
-    expected = sha256 or spec.sha256
-    path = Path(root if root is not None else data_dir()) / spec.filename
-    if path.is_file():
-        if expected and _sha256(path.read_bytes()) != expected:
-            raise PapersError(f"{path} does not have the SHA-256 {expected}: delete it to download it again")
-        return path
-    try:
-        content = _fetch(spec.url)
-    except (urllib.error.URLError, OSError) as error:
-        raise PapersError(
-            f"cannot download {name} from {spec.url} ({error}); without internet, put the file at {path}"
-        ) from error
-    digest = _sha256(content)
-    if expected and digest != expected:
-        raise PapersError(f"download of {spec.url} has SHA-256 {digest}, expected {expected}: not saved")
-    atomic_write_bytes(path, content)
-    if not expected:
-        print(f"downloaded {name} to {path}, SHA-256 {digest} (pass sha256= to verify)", file=sys.stderr)
-    return path
+    folder = Path(root if root is not None else data_dir())
+    return verified_download(name, spec.url, folder / spec.filename, sha256 or spec.sha256)
 
 
 def load_wikitext(
