@@ -101,6 +101,7 @@ class Result:
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    cpu_time_s: float = 0.0  # CPU seconds of the run (its process and children): the cost on an idle machine
     date: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     hardware: dict[str, Any] = field(default_factory=dict)

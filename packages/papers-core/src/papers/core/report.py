@@ -66,13 +66,18 @@ def _checks_table(record: dict) -> list[str]:
     return lines
 
 
+def _timing(record: dict) -> str:
+    cpu = record.get("cpu_time_s")
+    return f"{record['wall_time_s']:.0f} s" + (f" (CPU {cpu:.0f} s)" if cpu else "")
+
+
 def render_record(record: dict, figure_prefix: str = "") -> str:
     """One experiment's measured result as Markdown (used in RESULTS.md and the paper README)."""
     lines = [
         f"Claim: {record['claim']}",
         "",
         f"Verdict: **{record['verdict']}** — preset `{record['preset']}`, seed {record['seed']}, "
-        f"{record['wall_time_s']:.0f} s on {_machine(record.get('hardware', {}))}, {record['date']}.",
+        f"{_timing(record)} on {_machine(record.get('hardware', {}))}, {record['date']}.",
         "",
         *_checks_table(record),
         "",

@@ -93,6 +93,16 @@ class RunContext:
         return read_json(path)
 
 
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children."""
+    try:
+        import resource
+    except ImportError:  # not on Windows: this process only
+        return time.process_time()
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def environment_info(device: torch.device) -> tuple[dict[str, str], dict[str, Any]]:
     """Versions of the software and a description of the hardware a result came from."""
     versions = {"python": platform.python_version(), "torch": torch.__version__}
@@ -193,9 +203,9 @@ def run_experiment(
         )
     seed_everything(seed)
     ctx = RunContext(run_dir, seed=seed, device=torch_device, progress=progress, resuming=resuming)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
     result = experiment.run(config, ctx)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     if not isinstance(result, Result):
         raise TypeError(f"{experiment.id}: run() must return a Result, got {type(result).__name__}")
     versions, hardware = environment_info(torch_device)
@@ -204,6 +214,7 @@ def run_experiment(
     result.seed = seed
     result.config = dataclasses.asdict(config)
     result.wall_time_s = round(wall, 2)
+    result.cpu_time_s = round(cpu, 2)
     result.date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     result.versions = versions
     result.hardware = hardware
