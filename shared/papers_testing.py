@@ -5,7 +5,7 @@
 - torch's thread count restored after every test (experiments set their own);
 - ``run_smoke``: run an experiment's ``smoke`` preset into a temporary folder and check that the
   run folder and the result are complete;
-- ``untimed(metrics)``: metrics without wall times (``*time_s`` keys), to compare two runs.
+- ``untimed(metrics)``: metrics without timings (``*time_s`` and ``*_per_s`` keys), to compare two runs.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ def _restore_torch_threads():
 
 
 def untimed(value):
-    """``value`` without the entries whose key ends in ``time_s``, recursively."""
+    """``value`` without the entries whose key ends in ``time_s`` or ``_per_s``, recursively."""
     if isinstance(value, dict):
-        return {k: untimed(v) for k, v in value.items() if not k.endswith("time_s")}
+        return {k: untimed(v) for k, v in value.items() if not k.endswith(("time_s", "_per_s"))}
     if isinstance(value, list):
         return [untimed(v) for v in value]
     return value

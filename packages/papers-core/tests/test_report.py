@@ -48,3 +48,13 @@ def test_update_readme_replaces_only_the_marked_section(tmp_path):
     plain = tmp_path / "other.md"
     plain.write_text("no markers")
     assert not update_readme(plain, RECORD, tmp_path)
+
+
+def test_a_readme_shared_by_two_experiments_keeps_both_results(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Two\n\n{START}\n{END}\n")
+    second = {**RECORD, "id": "other-experiment", "claim": "The second claim."}
+    assert update_readme(readme, [RECORD, second], tmp_path)
+    text = readme.read_text()
+    assert f"### {RECORD['id']}" in text and "### other-experiment" in text
+    assert RECORD["claim"] in text and "The second claim." in text

@@ -120,13 +120,18 @@ def render_results_md(records: list[dict]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def update_readme(readme: Path, record: dict, repo_root: Path) -> bool:
-    """Replace the results section of a paper README; returns whether the file had the markers."""
+def update_readme(readme: Path, records: dict | list[dict], repo_root: Path) -> bool:
+    """Replace the results section of a paper README with its experiments' records (a heading per
+    experiment when the folder holds several); returns whether the file had the markers."""
     text = readme.read_text(encoding="utf-8")
     if START not in text or END not in text:
         return False
+    records = [records] if isinstance(records, dict) else records
     prefix = Path(*([".."] * len(readme.parent.resolve().relative_to(repo_root.resolve()).parts)))
-    body = render_record(record, figure_prefix=prefix.as_posix() + "/")
+    parts = [render_record(r, figure_prefix=prefix.as_posix() + "/") for r in records]
+    if len(records) > 1:
+        parts = [f"### {r['id']}\n\n{part}" for r, part in zip(records, parts, strict=True)]
+    body = "\n".join(parts)
     head, rest = text.split(START, 1)
     tail = rest.split(END, 1)[1]
     atomic_write_text(readme, f"{head}{START}\n{body}{END}{tail}")
@@ -143,11 +148,13 @@ def write_report(
     from .registry import experiment_ids, get_experiment
 
     known = set(experiment_ids())
+    by_readme: dict[Path, list[dict]] = {}
     for r in records:
         if r["id"] not in known:
             continue
         package = import_module(get_experiment(r["id"]).package)
-        readme = Path(package.__file__).parent / "README.md"
+        by_readme.setdefault(Path(package.__file__).parent / "README.md", []).append(r)
+    for readme, readme_records in by_readme.items():
         if readme.is_file() and readme.resolve().is_relative_to(repo_root):
-            update_readme(readme, r, repo_root)
+            update_readme(readme, readme_records, repo_root)
     return out, len(records)

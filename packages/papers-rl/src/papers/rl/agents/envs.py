@@ -4,6 +4,7 @@
     envs = make_vector_env("CartPole-v1", num_envs=8, seed=1)  Sync/AsyncVectorEnv + RecordEpisodeStatistics
     obs, _ = envs.reset(seed=1)                                sub-env i is reset with seed 1 + i
     make_atari_vector_env("ALE/Pong-v5", 8, seed=1)            AtariPreprocessing + 4-frame stack: (4, 84, 84)
+    make_atari_vector_env(..., lives=True)                     + FIRE at reset, info["life_lost"] (AtariLives)
     make_env("MiniGrid-Empty-5x5-v0", wrappers=minigrid_wrappers(one_hot=True))
 
 Vector envs autoreset in the same step (gymnasium's ``SAME_STEP``): the observation returned for a finished
@@ -92,9 +93,64 @@ def finished_episodes(infos: dict) -> list[tuple[float, int]]:
 # ---- Atari ----------------------------------------------------------------------------------------------
 
 
-def atari_wrappers(frame_stack: int = 4, noop_max: int = 30, terminal_on_life_loss: bool = False) -> list:
+class AtariLives(gym.Wrapper):
+    """Fire at reset, and mark life loss as the end of a training episode without resetting the game.
+
+    At reset (and after a lost life) it presses FIRE when the game has it, so Breakout's ball is launched.
+    ``info["life_lost"]`` is True on a step that lost a life: the agent stores it as ``terminated`` for the
+    TD target (the Nature setup) while the episode, its return and its reset stay those of the whole game.
+    Goes between ``AtariPreprocessing`` and the frame stack.
+    """
+
+    def __init__(self, env: gym.Env, fire: bool = True):
+        super().__init__(env)
+        meanings = env.unwrapped.get_action_meanings()
+        self.fire_action = meanings.index("FIRE") if fire and "FIRE" in meanings else None
+        self.lives = 0
+
+    def _ale_lives(self) -> int:
+        return int(self.env.unwrapped.ale.lives())
+
+    def _fire(self, obs, info):
+        reward, terminated, truncated = 0.0, False, False
+        if self.fire_action is not None:
+            obs, reward, terminated, truncated, info = self.env.step(self.fire_action)
+        return obs, float(reward), terminated, truncated, info
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        obs, _, terminated, truncated, info = self._fire(obs, info)
+        if terminated or truncated:
+            obs, info = self.env.reset(**kwargs)
+        self.lives = self._ale_lives()
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = self._ale_lives()
+        lost = lives < self.lives
+        self.lives = lives
+        info = dict(info, life_lost=bool(lost))
+        if lost and not (terminated or truncated):
+            obs, extra, terminated, truncated, fire_info = self._fire(obs, info)
+            reward = float(reward) + extra
+            info = dict(fire_info, life_lost=True)
+            self.lives = self._ale_lives()
+        return obs, reward, terminated, truncated, info
+
+
+def atari_wrappers(
+    frame_stack: int = 4,
+    noop_max: int = 30,
+    terminal_on_life_loss: bool = False,
+    lives: bool = False,
+    fire: bool = True,
+) -> list:
     """The usual DQN preprocessing: up to ``noop_max`` no-ops at reset, 4-frame max-pooled skip, 84x84 grey,
-    then the last ``frame_stack`` frames stacked to ``(frame_stack, 84, 84)`` uint8.
+    then the last ``frame_stack`` frames stacked to ``(frame_stack, 84, 84)`` uint8. ``lives=True`` adds
+    :class:`AtariLives` before the stack (FIRE at reset when ``fire``, ``info["life_lost"]`` on a lost life).
+    Rewards are left as the game gives them (episode statistics report the real score); a learner that
+    clips them does so on its side.
 
     The env must be made with ``frameskip=1`` (``AtariPreprocessing`` does the skipping).
     """
@@ -106,16 +162,23 @@ def atari_wrappers(frame_stack: int = 4, noop_max: int = 30, terminal_on_life_lo
         terminal_on_life_loss=terminal_on_life_loss,
         grayscale_obs=True,
     )
-    return [preprocess, partial(gym.wrappers.FrameStackObservation, stack_size=frame_stack)]
+    stack = partial(gym.wrappers.FrameStackObservation, stack_size=frame_stack)
+    return [preprocess, partial(AtariLives, fire=fire), stack] if lives else [preprocess, stack]
 
 
 def make_atari_vector_env(
-    env_id: str, num_envs: int, seed: int, async_: bool = False, frame_stack: int = 4, **make_kwargs
+    env_id: str,
+    num_envs: int,
+    seed: int,
+    async_: bool = False,
+    frame_stack: int = 4,
+    lives: bool = False,
+    fire: bool = True,
+    **make_kwargs,
 ) -> gym.vector.VectorEnv:
     """An ALE v5 vector env (``frameskip=1``) with :func:`atari_wrappers`."""
-    return make_vector_env(
-        env_id, num_envs, seed, async_, wrappers=atari_wrappers(frame_stack), frameskip=1, **make_kwargs
-    )
+    wrappers = atari_wrappers(frame_stack, lives=lives, fire=fire)
+    return make_vector_env(env_id, num_envs, seed, async_, wrappers=wrappers, frameskip=1, **make_kwargs)
 
 
 # ---- MiniGrid -------------------------------------------------------------------------------------------

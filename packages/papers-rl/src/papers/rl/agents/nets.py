@@ -1,9 +1,10 @@
 """Small networks for discrete-action agents, with the orthogonal initialisation PPO and DQN use.
 
-    layer_init(nn.Linear(64, 64))            orthogonal weights of gain sqrt(2), zero bias
-    CategoricalActorCritic(obs_dim, n)       pi(a|s) = softmax(actor(s)), V(s) = critic(s), separate MLPs
-    QNetwork(obs_dim, n)                     Q(s, .) as one MLP
-    as_policy(net, greedy=True)              numpy observation -> int action, for ``evaluate``
+layer_init(nn.Linear(64, 64))            orthogonal weights of gain sqrt(2), zero bias
+CategoricalActorCritic(obs_dim, n)       pi(a|s) = softmax(actor(s)), V(s) = critic(s), separate MLPs
+QNetwork(obs_dim, n)                     Q(s, .) as one MLP
+nature_cnn(4)                            the Nature-DQN trunk: (4, 84, 84) frames -> 512 features
+as_policy(net, greedy=True)              numpy observation -> int action, for ``evaluate``
 """
 
 from __future__ import annotations
@@ -35,6 +36,25 @@ def mlp(
         if not last:
             layers.append(activation())
     return nn.Sequential(*layers)
+
+
+def nature_cnn(in_channels: int, hidden: int = 512, size: int = 84) -> nn.Sequential:
+    """The trunk of Mnih et al. (2015) on (C, size, size) frames already scaled to [0, 1]:
+    Conv(32, 8, s4) -> Conv(64, 4, s2) -> Conv(64, 3, s1) -> FC ``hidden``, ReLU after each,
+    orthogonal weights of gain sqrt(2).
+    """
+    convs = nn.Sequential(
+        layer_init(nn.Conv2d(in_channels, 32, 8, stride=4)),
+        nn.ReLU(),
+        layer_init(nn.Conv2d(32, 64, 4, stride=2)),
+        nn.ReLU(),
+        layer_init(nn.Conv2d(64, 64, 3, stride=1)),
+        nn.ReLU(),
+        nn.Flatten(),
+    )
+    with torch.no_grad():
+        flat = convs(torch.zeros(1, in_channels, size, size)).shape[1]
+    return nn.Sequential(*convs, layer_init(nn.Linear(flat, hidden)), nn.ReLU())
 
 
 class CategoricalActorCritic(nn.Module):
