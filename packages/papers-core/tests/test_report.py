@@ -1,6 +1,6 @@
 """Rendering the ledger into Markdown and into a paper README's results section."""
 
-from papers.core.report import END, START, render_record, update_readme
+from papers.core.report import END, START, render_domain_table, render_record, update_readme
 
 RECORD = {
     "id": "x",
@@ -58,3 +58,10 @@ def test_a_readme_shared_by_two_experiments_keeps_both_results(tmp_path):
     text = readme.read_text()
     assert f"### {RECORD['id']}" in text and "### other-experiment" in text
     assert RECORD["claim"] in text and "The second claim." in text
+
+
+def test_domain_table_lists_each_experiment_with_its_folder(tmp_path):
+    folder = tmp_path / "src" / "papers" / "x" / "paper"
+    table = render_domain_table([{**RECORD, "folder": folder}], tmp_path)
+    assert f"| `{RECORD['id']}` |" in table and "`src/papers/x/paper/`" in table
+    assert RECORD["verdict"] in table
