@@ -5,11 +5,34 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .model import PPOSettings, make_agent, mean_or_nan, policy_function, train_ppo
+
+
+@dataclass
+class PPOHyperparameters:
+    """The PPO fields both experiments' configs share, with the single-file reference defaults."""
+
+    num_envs: int = 8
+    num_steps: int = 128
+    lr: float = 2.5e-4
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    num_minibatches: int = 4
+    update_epochs: int = 4
+    norm_adv: bool = True
+    clip_coef: float = 0.2
+    clip_vloss: bool = True
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    adam_eps: float = 1e-5
+    target_kl: float | None = None
 
 
 def settings_of(config, **changes) -> PPOSettings:

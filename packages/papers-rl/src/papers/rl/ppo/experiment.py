@@ -21,29 +21,20 @@ import torch
 
 from papers.core.experiment import Check, Result
 
-from .common import curve_mean, first_step_reaching, learning_figure, train_and_evaluate, validate_common
+from .common import (
+    PPOHyperparameters,
+    curve_mean,
+    first_step_reaching,
+    learning_figure,
+    train_and_evaluate,
+    validate_common,
+)
 
 
 @dataclass
-class Config:
+class Config(PPOHyperparameters):
     env_id: str = "CartPole-v1"
-    num_envs: int = 8
     total_steps: int = 163_840
-    num_steps: int = 128
-    lr: float = 2.5e-4
-    anneal_lr: bool = True
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    num_minibatches: int = 4
-    update_epochs: int = 4
-    norm_adv: bool = True
-    clip_coef: float = 0.2
-    clip_vloss: bool = True
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    adam_eps: float = 1e-5
-    target_kl: float | None = None
     clip_rewards: bool = False
     hidden: tuple[int, ...] = (64, 64)  # MLP sizes (image observations use the NatureCNN instead)
     # the ablation: the same run with the unclipped surrogate r_t A_t (value clipping kept)
