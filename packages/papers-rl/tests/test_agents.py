@@ -19,6 +19,7 @@ from papers.rl.agents import (
     IDENTITY_ID,
     CategoricalActorCritic,
     CorridorEnv,
+    FrameStackReplayBuffer,
     IdentityEnv,
     MiniGridOneHot,
     QNetwork,
@@ -219,6 +220,67 @@ def test_replay_buffer_sampling_is_seeded_and_keeps_terminated_apart():
     assert batch.terminated.dtype == torch.float32 and batch.obs.shape == (64, 2)
     with pytest.raises(ValueError, match="empty"):
         ReplayBuffer(3, (1,)).sample(1)
+
+
+def _frame_stack_stream(steps, num_envs=2, stack=3, seed=0):
+    """Vector steps of frame-stacked observations with episodes of random length; the true transitions."""
+    rng = np.random.default_rng(seed)
+    frame = lambda: rng.integers(0, 255, size=(2, 2), dtype=np.uint8)  # noqa: E731
+    current = [np.stack([frame()] * stack) for _ in range(num_envs)]
+    for _ in range(steps):
+        obs = np.stack(current)
+        next_obs = np.stack([np.concatenate([c[1:], frame()[None]]) for c in current])
+        terminated = rng.random(num_envs) < 0.2
+        yield obs, rng.integers(0, 4, num_envs), rng.random(num_envs).astype(np.float32), next_obs, terminated
+        current = [np.stack([frame()] * stack) if t else n for t, n in zip(terminated, next_obs, strict=True)]
+
+
+def test_frame_stack_buffer_rebuilds_every_kept_transition_exactly():
+    buffer = FrameStackReplayBuffer(capacity=40, obs_shape=(3, 2, 2), num_envs=2, frame_margin=0.0, seed=0)
+    history = []
+    for transition in _frame_stack_stream(steps=75):
+        buffer.add(*transition)
+        history.append(transition)
+    assert len(buffer) == 40 and buffer.filled == 20
+    # the frames of episode starts push the oldest transitions out of the frame ring (margin 0 here):
+    # a transition is kept exactly when all of its frames are still the ones it was stored with
+    slots = np.arange(buffer.filled)
+    for env in range(2):
+        valid = buffer._valid(np.full(20, env), slots)
+        assert 5 <= valid.sum() < 20
+        for slot in slots:
+            age = (buffer.position - 1 - slot) % 20  # 0 = newest
+            obs, action, reward, next_obs, terminated = (x[env] for x in history[-1 - age])
+            got = buffer.transitions(np.array([env]), np.array([slot]))
+            exact = np.array_equal(got.obs[0], obs) and np.array_equal(got.next_obs[0], next_obs)
+            assert exact == valid[slot], (env, slot)
+            assert (got.actions[0], got.rewards[0], got.terminated[0]) == (action, reward, terminated)
+    batch = buffer.sample(256)
+    assert batch.obs.shape == (256, 3, 2, 2) and batch.obs.dtype == np.uint8
+    np.testing.assert_array_equal(batch.next_obs[:, :-1], batch.obs[:, 1:])
+    again = FrameStackReplayBuffer(capacity=40, obs_shape=(3, 2, 2), num_envs=2, frame_margin=0.0, seed=0)
+    for transition in history:
+        again.add(*transition)
+    np.testing.assert_array_equal(again.sample(256).obs, batch.obs)  # seeded
+
+
+def test_frame_stack_buffer_stores_each_frame_once():
+    buffer = FrameStackReplayBuffer(capacity=1_000, obs_shape=(4, 84, 84), num_envs=2)
+    plain = 2 * 1_000 * 4 * 84 * 84
+    assert buffer.frames.nbytes < 0.15 * plain
+
+
+def test_frame_stack_buffer_rejects_what_is_not_a_frame_stack():
+    buffer = FrameStackReplayBuffer(capacity=8, obs_shape=(3, 2, 2), num_envs=2)
+    obs, actions, rewards, next_obs, terminated = next(_frame_stack_stream(steps=1))
+    with pytest.raises(ValueError, match="not frame stacks"):
+        buffer.add(obs, actions, rewards, next_obs[:, ::-1], terminated)
+    with pytest.raises(ValueError, match="expected 2 sub-envs"):
+        buffer.add(obs[:1], actions[:1], rewards[:1], next_obs[:1], terminated[:1])
+    with pytest.raises(ValueError, match="frame stacks"):
+        FrameStackReplayBuffer(capacity=8, obs_shape=(4,), num_envs=1)
+    with pytest.raises(ValueError, match="empty"):
+        buffer.sample(1)
 
 
 # ---- GAE ------------------------------------------------------------------------------------------------

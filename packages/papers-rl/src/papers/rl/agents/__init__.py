@@ -4,7 +4,8 @@
                   Atari preprocessing, frame stack and FIRE/life handling,
                   MiniGrid image and one-hot observations
     evaluation    returns and lengths of a policy over N episodes; frames of an episode as GIF or PNGs
-    buffers       uniform replay buffer, numpy storage, seeded sampling, ``terminated`` kept apart
+    buffers       uniform replay buffer, numpy storage, seeded sampling, ``terminated`` kept apart;
+                  a frame-stack buffer that stores each Atari frame once
     gae           generalised advantage estimation for a (T, num_envs) rollout
     nets          orthogonal ``layer_init``, categorical actor-critic and Q-network MLPs, the Nature CNN trunk
     schedules     linear and exponential schedules for epsilon and learning rates
@@ -21,7 +22,7 @@ _MODULE_OF = {
         "make_atari_vector_env", "make_env", "make_vector_env", "minigrid_wrappers",
     ),
     "evaluation": ("Evaluation", "evaluate", "record_frames", "save_frames"),
-    "buffers": ("ReplayBatch", "ReplayBuffer"),
+    "buffers": ("FrameStackReplayBuffer", "ReplayBatch", "ReplayBuffer"),
     "gae": ("compute_gae",),
     "nets": ("CategoricalActorCritic", "QNetwork", "as_policy", "layer_init", "mlp", "nature_cnn"),
     "schedules": ("exponential_schedule", "linear_schedule"),

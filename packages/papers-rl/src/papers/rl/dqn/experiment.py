@@ -33,6 +33,7 @@ from torch import nn
 from papers.core.errors import PapersError
 from papers.core.experiment import Check, Result
 from papers.rl.agents import (
+    FrameStackReplayBuffer,
     ReplayBuffer,
     as_policy,
     atari_wrappers,
@@ -247,7 +248,10 @@ def train_dqn(config: Config, seed: int, ctx=None, name: str = "dqn", use_target
         p.requires_grad_(False)
     optimizer = make_optimizer(online, config)
     obs_dtype = np.int64 if isinstance(obs_space, gym.spaces.Discrete) else obs_space.dtype
-    buffer = ReplayBuffer(config.buffer_size, obs_space.shape, obs_dtype=obs_dtype, seed=seed)
+    if config.atari:  # each frame once: 1M Atari transitions in ~8 GB instead of 56 GB
+        buffer = FrameStackReplayBuffer(config.buffer_size, obs_space.shape, config.num_envs, seed=seed)
+    else:
+        buffer = ReplayBuffer(config.buffer_size, obs_space.shape, obs_dtype=obs_dtype, seed=seed)
     rng = np.random.default_rng(seed)
     epsilon = epsilon_schedule(config)
 
