@@ -22,8 +22,6 @@ renames the encoder's weights to ``transformers.BertModel``'s, which then comput
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -33,15 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from papers.language.pretrained import ConfigDict, read_pretrained, write_pretrained
 from papers.language.transformer.model import MultiHeadAttention, causal_mask
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 IGNORE_INDEX = -100
 
 
 @dataclass
-class BertConfig:
+class BertConfig(ConfigDict):
     """Hyperparameters with Hugging Face's names; defaults are BERT-base except where noted.
 
     ``causal`` is ours (not a BERT setting): the same network with a left-to-right attention mask, for
@@ -89,17 +86,6 @@ class BertConfig:
             raise ValueError("initializer_range and layer_norm_eps must be > 0")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id must be in [0, vocab_size), got {self.pad_token_id}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> BertConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names - {"model_type"})
-        if unknown:
-            raise ValueError(f"unknown config keys: {', '.join(unknown)}")
-        return cls(**{k: v for k, v in data.items() if k in names})
 
     def to_transformers(self):
         """The equivalent ``transformers.BertConfig`` (bidirectional only; no attention dropout here)."""
@@ -196,21 +182,9 @@ class _Pretrained(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """``directory/config.json`` (with ``model_type``) and ``directory/model.safetensors``."""
-        from safetensors.torch import save_file
-
-        from papers.core.io import atomic_write_json
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(directory / CONFIG_NAME, {"model_type": self.model_type, **self.config.to_dict()})
         # tied weights appear once (safetensors refuses shared storage); they are re-tied on load
-        state = {
-            k: v.detach().contiguous().cpu().clone()
-            for k, v in self.state_dict().items()
-            if k not in self._tied_keys()
-        }
-        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-        return directory
+        state = {k: v for k, v in self.state_dict().items() if k not in self._tied_keys()}
+        return write_pretrained(directory, self.model_type, self.config, state)
 
     def _tied_keys(self) -> set[str]:
         return set()
@@ -224,16 +198,10 @@ class _Pretrained(nn.Module):
         """The model in ``directory`` in eval mode. ``config_overrides`` change config fields (for
         fine-tuning: ``num_labels``, ``hidden_dropout_prob``). Weights of another BERT head type are
         accepted: the shared ``bert.*`` encoder is loaded, this class's own head keeps its initialisation."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        if not (directory / CONFIG_NAME).is_file() or not (directory / WEIGHTS_NAME).is_file():
-            raise FileNotFoundError(f"{directory} needs {CONFIG_NAME} and {WEIGHTS_NAME}")
-        data = json.loads((directory / CONFIG_NAME).read_text())
+        data, state = read_pretrained(directory)
         saved_type = data.get("model_type", cls.model_type)
         if not saved_type.startswith("bert"):
             raise ValueError(f"{directory} holds a {saved_type!r} model, not a BERT")
-        state = load_file(str(directory / WEIGHTS_NAME))
         model = cls._build(BertConfig.from_dict({**data, **config_overrides}), state)
         if saved_type == cls.model_type:
             missing, unexpected = model.load_state_dict(state, strict=False)

@@ -18,8 +18,6 @@ holds ``config.json`` and ``model.safetensors``.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -29,12 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from papers.language.pretrained import ConfigDict, read_pretrained, write_pretrained
 
 
 @dataclass
-class TransformerConfig:
+class TransformerConfig(ConfigDict):
     """Hyperparameters; the defaults are the paper's base model (Table 3) except the vocabulary."""
 
     vocab_size: int = 32000
@@ -67,17 +64,6 @@ class TransformerConfig:
             raise ValueError(f"pad_id must be in [0, vocab_size), got {self.pad_id}")
         if not self.layer_norm_eps > 0:
             raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TransformerConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names - {"model_type"})
-        if unknown:
-            raise ValueError(f"unknown config keys: {', '.join(unknown)}")
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 # --------------------------------------------------------------------------------------------- attention
@@ -275,30 +261,16 @@ class _Pretrained(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """``directory/config.json`` (with ``model_type``) and ``directory/model.safetensors``."""
-        from safetensors.torch import save_file
-
-        from papers.core.io import atomic_write_json
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(directory / CONFIG_NAME, {"model_type": self.model_type, **self.config.to_dict()})
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-        return directory
+        return write_pretrained(directory, self.model_type, self.config, self.state_dict())
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike):
         """The model written by :meth:`save_pretrained`, in eval mode."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        if not (directory / CONFIG_NAME).is_file() or not (directory / WEIGHTS_NAME).is_file():
-            raise FileNotFoundError(f"{directory} needs {CONFIG_NAME} and {WEIGHTS_NAME}")
-        data = json.loads((directory / CONFIG_NAME).read_text())
+        data, state = read_pretrained(directory)
         if data.get("model_type", cls.model_type) != cls.model_type:
             raise ValueError(f"{directory} holds a {data['model_type']!r} model, not {cls.model_type!r}")
         model = cls(TransformerConfig.from_dict(data))
-        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
+        model.load_state_dict(state)
         return model.eval()
 
 
