@@ -34,11 +34,12 @@ else:  # pytest depends on tomli before 3.11
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = sorted(p.parent for p in (ROOT / "packages").glob("*/pyproject.toml"))
 
-# Import names that a domain (or one of its extras) brings and that no other install may bring.
+# Import names that a domain (or one of its extras) brings and that no install outside those listed may
+# bring (scikit-learn's bundled digits serve vision and language).
 HEAVY = {
     "theory": (),
     "vision": ("sklearn",),
-    "language": ("transformers", "tokenizers"),
+    "language": ("transformers", "tokenizers", "sklearn"),
     "rl": ("gymnasium", "minigrid"),
     "rl[atari]": ("ale_py", "cv2"),
     "chem": ("rdkit", "torch_geometric"),
