@@ -158,6 +158,18 @@ def test_resume_reuses_finished_stages(tmp_path, monkeypatch):
     assert (run_dir / "result.json").is_file()
 
 
+def test_a_stage_gives_back_non_finite_floats_fresh_and_resumed(tmp_path):
+    from papers.core.runner import RunContext
+
+    value = {"nan": float("nan"), "curve": [1.0, float("inf"), -math.inf], "label": "nan-free text"}
+    fresh = RunContext(tmp_path).stage("part", lambda: value)
+    resumed = RunContext(tmp_path, resuming=True).stage("part", lambda: pytest.fail("recomputed"))
+    for got in (fresh, resumed):
+        assert math.isnan(got["nan"]) and got["curve"] == [1.0, math.inf, -math.inf]
+        assert got["label"] == "nan-free text"
+    assert '"nan"' in (tmp_path / "stages" / "part.json").read_text()  # the file itself is standard JSON
+
+
 def test_non_finite_loss_fails_without_writing_a_result(tmp_path):
     with pytest.raises(FloatingPointError, match="non-finite loss nan at step 3"):
         run_experiment(

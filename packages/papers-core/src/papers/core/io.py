@@ -67,6 +67,20 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+NON_FINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+
+
+def restore_non_finite(value: Any) -> Any:
+    """Undo :func:`_json_safe`'s strings for NaN and infinities (recursively), leaving other strings alone."""
+    if isinstance(value, dict):
+        return {k: restore_non_finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [restore_non_finite(v) for v in value]
+    if isinstance(value, str) and value in NON_FINITE:
+        return NON_FINITE[value]
+    return value
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n")
 

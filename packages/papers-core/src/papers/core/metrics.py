@@ -16,9 +16,7 @@ import weakref
 from pathlib import Path
 from typing import Any, TextIO
 
-from .io import _json_safe, atomic_write_text
-
-_NON_FINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+from .io import NON_FINITE, _json_safe, atomic_write_text
 
 
 class MetricLogger:
@@ -129,7 +127,7 @@ def _close_all(files: dict[Path, TextIO]) -> None:
 
 def _restore_floats(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        key: _NON_FINITE.get(value, value) if isinstance(value, str) else value for key, value in row.items()
+        key: NON_FINITE.get(value, value) if isinstance(value, str) else value for key, value in row.items()
     }
 
 

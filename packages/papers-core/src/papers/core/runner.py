@@ -29,7 +29,7 @@ import torch
 from .device import select_device
 from .errors import PapersError
 from .experiment import Experiment, Result
-from .io import atomic_write_json, read_json
+from .io import atomic_write_json, read_json, restore_non_finite
 from .progress import ProgressBar
 from .seeding import seed_everything
 
@@ -84,13 +84,14 @@ class RunContext:
 
     def stage(self, name: str, compute: Callable[[], dict]) -> dict:
         """Run one part of an experiment once: its JSON result is kept in ``stages/<name>.json``
-        and reused when the run is resumed."""
+        and reused when the run is resumed. The value comes back as JSON reads it (tensors as lists,
+        tuples as lists), with NaN and infinities as floats, the same on a fresh and a resumed run."""
         path = self.run_dir / "stages" / f"{name}.json"
         if self.resuming and path.is_file():
-            return read_json(path)
+            return restore_non_finite(read_json(path))
         value = compute()
         atomic_write_json(path, value)
-        return read_json(path)
+        return restore_non_finite(read_json(path))
 
 
 def _cpu_seconds() -> float:

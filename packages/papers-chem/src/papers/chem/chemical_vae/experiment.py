@@ -450,7 +450,7 @@ def run(config: Config, ctx) -> Result:
         evaluated = ctx.stage(
             f"evaluate_{name}", lambda model=model: evaluate(model, vocab, data, tensors, config, ctx.seed)
         )
-        results[name] = _numbers(trained | evaluated)
+        results[name] = trained | evaluated
 
     # position-wise most frequent training token: the baseline a decoder that ignores z could reach
     train_tokens, test_tokens = tensors["train_tokens"], tensors["test_tokens"]
@@ -634,17 +634,6 @@ def figures(ctx, data: dict, results: dict, opt: dict) -> None:
     ]
     plot_lines(ax_logp, steps, series, xlabel="step along path", ylabel="mean logP of valid decodes")
     ctx.save_figure(fig, "optimisation")
-
-
-def _numbers(value):
-    """Stage JSON keeps NaN / inf as strings; turn them back into floats (recursively)."""
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    if value in ("nan", "NaN", "inf", "-inf", "Infinity", "-Infinity"):
-        return float(value)
-    return value
 
 
 def _std(data: dict) -> float:
