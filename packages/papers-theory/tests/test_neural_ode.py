@@ -322,7 +322,7 @@ def test_odeblock_backprop_and_adjoint_agree():
 
 
 def test_saved_tensor_meter_counts_distinct_storages_while_held():
-    from papers.theory.neural_ode.experiment import SavedTensorMeter
+    from papers.core.memory import SavedTensorMeter
 
     a = torch.randn(100, requires_grad=True)
     with SavedTensorMeter() as meter:

@@ -28,7 +28,8 @@ import torch
 
 from papers.core.errors import PapersError
 from papers.core.experiment import Check, Result
-from papers.language.bert.experiment import adam_l2, bert_config, finetune, make_data, warmup_linear
+from papers.language.bert.experiment import LABELS, adam_l2, bert_config, finetune, make_data, warmup_linear
+from papers.language.bert.experiment import Config as BertExperimentConfig
 from papers.language.bert.model import BertForPreTraining, mlm_loss
 
 from .model import ElectraForPreTraining, training_flops
@@ -36,75 +37,24 @@ from .model import ElectraForPreTraining, training_flops
 METHODS = ("mlm", "electra", "electra15")
 MODELS = (*METHODS, "none")  # "none": fine-tuned from random initialisation, a reference
 NAMES = {"mlm": "MLM (BERT)", "electra": "ELECTRA", "electra15": "ELECTRA 15 %", "none": "no pre-training"}
-LABELS = ("no object", "animate object", "inanimate object")
 
 
 @dataclass
-class Config:
-    # data (as the BERT reproduction)
-    max_words: int = 10
-    pretrain_sentences: int = 20000
-    n_finetune: int = 200
-    n_dev: int = 500
-    n_test: int = 1000
-    # discriminator / MLM encoder (reduced from ELECTRA-Small: L 12, H 256, A 4, FFN 1024)
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    intermediate_size: int = 256
-    dropout: float = 0.1
+class Config(BertExperimentConfig):
+    """The BERT reproduction's settings (data, encoder = the discriminator and the MLM baseline,
+    pre-training, fine-tuning) plus ELECTRA's; reduced from ELECTRA-Small (L 12, H 256, A 4, FFN 1024).
+    The MLM baseline gets the pre-training steps of equal FLOPs."""
+
     # ELECTRA (paper: generator 1/4 of the width for Small, λ = 50, 15 % masked)
     generator_fraction: float = 0.25
     disc_weight: float = 50.0
-    mask_probability: float = 0.15
-    # pre-training; MLM gets the steps of equal FLOPs
-    pretrain_steps: int = 500
-    pretrain_batch: int = 32
-    pretrain_lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.1
-    # fine-tuning
-    finetune_epochs: int = 8
-    finetune_batch: int = 16
-    finetune_lrs: tuple[float, ...] = (3e-4, 1e-3)
-    seeds: int = 2
-    threads: int = 1
 
     def validate(self) -> None:
-        for name in ("max_words", "pretrain_sentences", "n_finetune", "n_dev", "n_test", "hidden_size",
-                     "num_layers", "num_heads", "intermediate_size", "pretrain_steps", "pretrain_batch",
-                     "finetune_epochs", "finetune_batch", "seeds"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_words < 3:
-            raise ValueError(
-                f"max_words must be >= 3 (the shortest sentence has 3 words), got {self.max_words}"
-            )
-        if self.pretrain_sentences < 2 * self.pretrain_batch:
-            raise ValueError(
-                f"pretrain_sentences ({self.pretrain_sentences}) must give at least one batch of "
-                f"{self.pretrain_batch} pairs"
-            )
-        if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
-            )
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        super().validate()
         if not 0 < self.generator_fraction <= 1:
             raise ValueError(f"generator_fraction must be in (0, 1], got {self.generator_fraction}")
         if not self.disc_weight > 0:
             raise ValueError(f"disc_weight must be > 0, got {self.disc_weight}")
-        if not 0 < self.mask_probability < 1:
-            raise ValueError(f"mask_probability must be in (0, 1), got {self.mask_probability}")
-        if not 0 <= self.warmup_fraction < 1:
-            raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
-        if not self.pretrain_lr > 0 or self.weight_decay < 0:
-            raise ValueError("pretrain_lr must be > 0 and weight_decay >= 0")
-        if not self.finetune_lrs or min(self.finetune_lrs) <= 0:
-            raise ValueError(f"finetune_lrs must be a non-empty tuple of rates > 0, got {self.finetune_lrs}")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
 
 
 PRESETS = {

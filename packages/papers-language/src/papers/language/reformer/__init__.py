@@ -72,6 +72,5 @@ __getattr__, __all__ = lazy_exports(
         "random_rotations": "model",
         "reversible_stack": "model",
         "duplication_batch": "experiment",
-        "SavedTensorMeter": "experiment",
     },
 )

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from papers.core.errors import PapersError
 from papers.core.experiment import Check, Result
+from papers.core.memory import SavedTensorMeter
 
 from .model import ReformerLM, cross_entropy
 
@@ -246,61 +247,6 @@ def train_and_evaluate(name: str, mode: str, n_hashes: int, config: Config, ctx)
 
 
 # ------------------------------------------------------------------------------------------- memory
-
-
-class SavedTensorMeter:
-    """Bytes of the distinct storages autograd holds for backward, live and peak, parameters excluded.
-
-    Every tensor saved for backward (by built-in ops, by ``save_for_backward`` of the reversible
-    Function, and by the small graphs it builds while recomputing in the backward pass) is counted once
-    per storage while something still holds it.
-    """
-
-    def __init__(self, exclude=()):
-        self.live = self.peak = 0
-        self._refs: dict[int, list[int]] = {}
-        self._exclude = {p.untyped_storage().data_ptr() for p in exclude}
-
-    def _pack(self, x: Tensor):
-        storage = x.untyped_storage()
-        key = storage.data_ptr()
-        if key in self._exclude:
-            return x
-        if key not in self._refs:
-            self._refs[key] = [0, storage.nbytes()]
-            self.live += storage.nbytes()
-            self.peak = max(self.peak, self.live)
-        self._refs[key][0] += 1
-        return _Held(x, key, self)
-
-    @staticmethod
-    def _unpack(held):
-        return held.tensor if isinstance(held, _Held) else held
-
-    def _release(self, key: int) -> None:
-        entry = self._refs[key]
-        entry[0] -= 1
-        if entry[0] == 0:
-            self.live -= entry[1]
-            del self._refs[key]
-
-    def __enter__(self):
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._hooks.__exit__(*exc)
-
-
-class _Held:
-    __slots__ = ("tensor", "key", "meter")
-
-    def __init__(self, tensor: Tensor, key: int, meter: SavedTensorMeter):
-        self.tensor, self.key, self.meter = tensor, key, meter
-
-    def __del__(self):
-        self.meter._release(self.key)
 
 
 def activation_peak(model: ReformerLM, ids: Tensor) -> tuple[int, float]:

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from papers.core.errors import PapersError
 from papers.core.experiment import Check, Result
 from papers.core.io import load_checkpoint, save_checkpoint
+from papers.core.memory import SavedTensorMeter
 
 from .model import ODENet, ResNet
 
@@ -154,53 +155,6 @@ def tolerance_sweep(model: ODENet, data: dict, tols: tuple[float, ...]) -> dict:
         rows.append({"tol": tol, "accuracy": acc, "nfe": block.nfe, "time_s": time.perf_counter() - start})
     block.rtol, block.atol = saved
     return {"rows": rows}
-
-
-class SavedTensorMeter:
-    """Bytes of the distinct storages autograd holds for backward: live now and peak so far.
-
-    ``with meter: loss.backward()`` — every tensor saved for backward (in forward, and in the
-    backward pass's own small graphs) is counted once per storage while some graph still holds it.
-    """
-
-    def __init__(self):
-        self.live = self.peak = 0
-        self._refs: dict[int, list[int]] = {}
-
-    def _pack(self, x: Tensor):
-        storage = x.untyped_storage()
-        key = storage.data_ptr()
-        if key not in self._refs:
-            self._refs[key] = [0, storage.nbytes()]
-            self.live += storage.nbytes()
-            self.peak = max(self.peak, self.live)
-        self._refs[key][0] += 1
-        return _Held(x, key, self)
-
-    def _release(self, key: int) -> None:
-        entry = self._refs[key]
-        entry[0] -= 1
-        if entry[0] == 0:
-            self.live -= entry[1]
-            del self._refs[key]
-
-    def __enter__(self):
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda held: held.tensor)
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._hooks.__exit__(*exc)
-
-
-class _Held:
-    __slots__ = ("tensor", "key", "meter")
-
-    def __init__(self, tensor: Tensor, key: int, meter: SavedTensorMeter):
-        self.tensor, self.key, self.meter = tensor, key, meter
-
-    def __del__(self):
-        self.meter._release(self.key)
 
 
 def gradient(model: ODENet, x: Tensor, y: Tensor, adjoint: bool, **solver) -> tuple[Tensor, int, int]:
