@@ -12,67 +12,12 @@ every step (teacher forcing while training, greedy or sampled decoding afterward
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-PAD, START, END = "<pad>", "<s>", "</s>"
-# Bracket atoms ([nH], [N+], [C@@H] ...), two-letter halogens, two-digit ring bonds (%10), then any char.
-TOKEN_PATTERN = re.compile(r"(\[[^\[\]]+\]|Cl|Br|%\d{2}|.)")
-
-
-def tokenize(smiles: str) -> list[str]:
-    """The SMILES tokens of ``smiles``; joining them gives ``smiles`` back exactly."""
-    if not isinstance(smiles, str) or not smiles:
-        raise ValueError(f"cannot tokenize empty or non-string SMILES {smiles!r}")
-    tokens = TOKEN_PATTERN.findall(smiles)
-    if "".join(tokens) != smiles:  # an unmatched '[' or ']'
-        raise ValueError(f"SMILES {smiles!r} has an unbalanced bracket")
-    if any(t in "[]" for t in tokens):
-        raise ValueError(f"SMILES {smiles!r} has an unbalanced bracket")
-    return tokens
-
-
-class Vocabulary:
-    """Token ↔ index, with ``<pad>`` = 0, ``<s>`` = 1 and ``</s>`` = 2."""
-
-    def __init__(self, tokens: Sequence[str]):
-        specials = [PAD, START, END]
-        self.tokens = specials + sorted(set(tokens) - set(specials))
-        self.index = {t: i for i, t in enumerate(self.tokens)}
-
-    @classmethod
-    def from_smiles(cls, smiles: Sequence[str]) -> Vocabulary:
-        return cls([t for s in smiles for t in tokenize(s)])
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def encode(self, smiles: str, max_len: int) -> list[int]:
-        """Token ids of ``smiles`` then ``</s>``, padded to ``max_len``; ValueError if too long or unknown."""
-        tokens = tokenize(smiles)
-        if len(tokens) + 1 > max_len:
-            raise ValueError(
-                f"SMILES {smiles!r} has {len(tokens)} tokens; max_len {max_len} allows {max_len - 1}"
-            )
-        unknown = [t for t in tokens if t not in self.index]
-        if unknown:
-            raise ValueError(f"SMILES {smiles!r} has tokens outside the vocabulary: {unknown}")
-        ids = [self.index[t] for t in tokens] + [self.index[END]]
-        return ids + [self.index[PAD]] * (max_len - len(ids))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """The SMILES of ``ids`` up to the first ``</s>`` (pads and ``<s>`` skipped)."""
-        out = []
-        for i in ids:
-            token = self.tokens[int(i)]
-            if token == END:
-                break
-            if token not in (PAD, START):
-                out.append(token)
-        return "".join(out)
+from papers.chem.data.smiles import TOKEN_PATTERN, Vocabulary, tokenize  # noqa: F401  (re-exported)
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:

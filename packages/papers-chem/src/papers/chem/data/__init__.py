@@ -8,6 +8,8 @@
     moleculenet  ESOL, FreeSolv, Lipophilicity, BACE, BBBP, Tox21, QM9: download, checksum, cache, parse
     splits       random, scaffold (MoleculeNet's and a balanced variant) and stratified splits, seeded
     metrics      RMSE, MAE, ROC-AUC, PR-AUC with masks for missing labels and per-task averaging
+    smiles       SMILES tokens and vocabulary, canonical SMILES, the NCI corpus for generators, and
+                 the generators' scores (synthetic accessibility, penalised logP)
 
 Names are imported on first use; ``torch_geometric`` (seconds to import) only when a graph is built.
 """
@@ -28,6 +30,10 @@ _MODULE_OF = {
     "moleculenet": ("MOLECULENET", "MoleculeNetSpec", "download_moleculenet", "load_moleculenet"),
     "splits": ("Split", "murcko_scaffold", "random_split", "scaffold_split", "stratified_split"),
     "metrics": ("mae", "pr_auc", "rmse", "roc_auc"),
+    "smiles": (
+        "Vocabulary", "canonical_smiles", "nci_corpus", "penalized_logp", "ring_penalty", "sa_score",
+        "tokenize",
+    ),
 }  # fmt: skip
 
 __getattr__, __all__ = lazy_exports(
