@@ -94,6 +94,23 @@ def test_iter_ref_equations_for_one_step():
     assert torch.allclose(f, query + dz) and torch.allclose(g, support + dZ)
 
 
+def test_iter_ref_second_step_replaces_the_refinement():
+    """Step 2 reads f' + δz₁, g' + δZ₁; its LSTM output δz₂ replaces δz₁: f = f' + δz₂, not + δz₁ + δz₂."""
+    torch.manual_seed(2)
+    module = IterRefLSTM(4, 2).double()
+    query, support = torch.randn(2, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    zeros_q, zeros_s = torch.zeros(2, 4, dtype=torch.float64), torch.zeros(3, 4, dtype=torch.float64)
+    dz, dZ, state_q, state_s = zeros_q, zeros_s, (zeros_q, zeros_q), (zeros_s, zeros_s)
+    for _ in range(2):
+        r = torch.softmax(cosine(query + dz, support + dZ), 1) @ (support + dZ)
+        R = torch.softmax(cosine(support + dZ, support), 1) @ support
+        state_q = module.query_cell(torch.cat([dz, r], 1), state_q)
+        state_s = module.support_cell(torch.cat([dZ, R], 1), state_s)
+        dz, dZ = state_q[0], state_s[0]
+    f, g = module(query, support)
+    assert torch.allclose(f, query + dz) and torch.allclose(g, support + dZ)
+
+
 def test_encoder_shapes_gradients_and_graph_pool(graphs):
     from papers.chem.neural_fingerprints.model import collate
 
